@@ -1,0 +1,167 @@
+"""HTTP plumbing shared by the vendor adapters: retries with backoff and streamed downloads."""
+
+from __future__ import annotations
+
+import base64
+import os
+import random
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+import httpx
+
+from imagegate.errors import DownloadError, ImagegateError, RateLimited, UpstreamError
+from imagegate.types import ImageResult
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+USER_AGENT = "imagegate/0.1"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry rate limits and transient failures with exponential backoff and full jitter.
+
+    A ``RateLimited`` error's ``retry_after`` (from ``Retry-After``) is honoured when it is
+    longer than the computed delay, capped at ``max_delay``.
+    """
+
+    attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+
+    def delay(self, attempt: int, error: ImagegateError) -> float:
+        computed = min(self.max_delay, self.base_delay * 2**attempt)
+        jittered = random.uniform(computed / 2, computed)
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            return min(self.max_delay, max(jittered, float(retry_after)))
+        return jittered
+
+
+def is_retryable(error: ImagegateError) -> bool:
+    """Rate limits, 5xx and transport failures; never a 4xx parameter error."""
+    if isinstance(error, RateLimited):
+        return True
+    return isinstance(error, UpstreamError) and not isinstance(error, DownloadError)
+
+
+async def with_retries(
+    operation: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    retryable: Callable[[ImagegateError], bool] = is_retryable,
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+) -> T:
+    """Run ``operation``; on a retryable ``ImagegateError`` wait and try again."""
+    attempt = 0
+    while True:
+        try:
+            return await operation()
+        except ImagegateError as error:
+            attempt += 1
+            if attempt >= policy.attempts or not retryable(error):
+                raise
+            await sleep(policy.delay(attempt - 1, error))
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def transport_error(error: httpx.HTTPError, what: str) -> UpstreamError:
+    """A transport failure (connect, read, timeout) as a retryable ``UpstreamError``."""
+    return UpstreamError(f"{what}: {type(error).__name__}: {error}".rstrip(": "))
+
+
+async def download_to(
+    client: httpx.AsyncClient,
+    image: ImageResult,
+    dest: Path,
+    *,
+    chunk_size: int = 1 << 16,
+) -> ImageResult:
+    """Stream ``image.url`` (or write ``image.data``) into ``dest`` atomically.
+
+    A body shorter than its ``Content-Length`` or a broken connection raises
+    ``DownloadError`` and leaves no partial file behind.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if image.data is not None:
+        _atomic_write(dest, image.data)
+        return _saved(image, dest)
+    if not image.url:
+        raise DownloadError("image has neither a URL nor inline data")
+    if image.url.startswith("data:"):
+        _atomic_write(dest, base64.b64decode(image.url.split(",", 1)[1]))
+        return _saved(image, dest)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
+    tmp = Path(tmp_name)
+    received = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            async with client.stream("GET", image.url) as response:
+                if response.status_code != 200:
+                    raise DownloadError(
+                        f"download of {_short(image.url)} answered HTTP {response.status_code}",
+                        http_status=response.status_code,
+                    )
+                expected = response.headers.get("content-length")
+                async for chunk in response.aiter_raw(chunk_size):
+                    out.write(chunk)
+                    received += len(chunk)
+                if expected is not None and received != int(expected):
+                    raise DownloadError(
+                        f"download of {_short(image.url)} was cut off: "
+                        f"{received} of {expected} bytes"
+                    )
+        if received == 0:
+            raise DownloadError(f"download of {_short(image.url)} was empty")
+        tmp.replace(dest)
+    except httpx.HTTPError as error:
+        tmp.unlink(missing_ok=True)
+        raise DownloadError(
+            f"download of {_short(image.url)} failed after {received} bytes: {type(error).__name__}"
+        ) from error
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return _saved(image, dest)
+
+
+def _saved(image: ImageResult, dest: Path) -> ImageResult:
+    from dataclasses import replace
+
+    return replace(image, path=dest, data=None)
+
+
+def _atomic_write(dest: Path, data: bytes) -> None:
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    Path(tmp_name).replace(dest)
+
+
+def _short(url: str) -> str:
+    return url.split("?", 1)[0]
