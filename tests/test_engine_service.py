@@ -23,8 +23,7 @@ from imagegate.errors import (
     UnsupportedOperation,
     ValidationError,
 )
-from imagegate.server.context import ApiKey
-from imagegate.types import GenerationRequest, Task, TaskStatus
+from imagegate.types import ApiKey, GenerationRequest, Task, TaskStatus
 from tests.test_engine_worker import KEY, ScriptedProvider, config, eventually, request
 
 OTHER = ApiKey(id="ak_other")

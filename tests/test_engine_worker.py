@@ -30,8 +30,8 @@ from imagegate.errors import (
 )
 from imagegate.providers.base import PollPolicy, Provider, Submission
 from imagegate.providers.http import RetryPolicy, download_to
-from imagegate.server.context import ApiKey
 from imagegate.types import (
+    ApiKey,
     GenerationRequest,
     ImageResult,
     Task,

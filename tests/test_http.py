@@ -20,11 +20,11 @@ from imagegate.errors import (
     UpstreamError,
     ValidationError,
 )
+from imagegate.protocols.headers import parse_retry_after
 from imagegate.providers.http import (
     RetryPolicy,
     download_to,
     is_retryable,
-    parse_retry_after,
     with_retries,
 )
 from imagegate.types import ImageResult
@@ -66,6 +66,10 @@ async def test_download_streams_the_whole_file(files: ThreadedServer, tmp_path: 
         )
     assert saved.path == tmp_path / "a.png"
     assert saved.path.read_bytes() == PNG
+    # as readable as a file opened by the user (the umask decides), not mkstemp's 0600
+    reference = tmp_path / "reference"
+    reference.write_bytes(b"")
+    assert saved.path.stat().st_mode & 0o777 == reference.stat().st_mode & 0o777
 
 
 async def test_download_cut_off_raises_and_leaves_nothing(

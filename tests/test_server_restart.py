@@ -131,6 +131,38 @@ def test_serve_refuses_a_port_in_use_clearly(tmp_path: Path) -> None:
     assert f"cannot listen on 127.0.0.1:{first.port}" in taken.stderr
 
 
+def test_serve_takes_port_and_data_dir_from_config_and_environment(tmp_path: Path) -> None:
+    """With no --port / --data-dir flags, the config file and IMAGEGATE_* variables decide."""
+    port = free_port()
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[gateway]\nport = {free_port()}\ndata_dir = "{tmp_path / "unused"}"\n')
+    env = gateway_env({"IMAGEGATE_PORT": str(port), "IMAGEGATE_DATA_DIR": str(tmp_path / "env")})
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*CONSOLE_SCRIPT, "serve", "--config", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, log_path.read_text()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.1)
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    assert f"imagegate gateway on http://127.0.0.1:{port}" in log_path.read_text()
+    assert (tmp_path / "env").is_dir()
+    assert not (tmp_path / "unused").exists()
+
+
 # -- the restart test -------------------------------------------------------------------------
 
 

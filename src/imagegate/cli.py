@@ -258,8 +258,12 @@ def _server_commands() -> Any:
 
 @app.command()
 def serve(
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
-    port: int = typer.Option(8000, "--port", help="TCP port."),
+    host: str | None = typer.Option(
+        None, "--host", help="Interface to listen on [default: 127.0.0.1, or config/env]."
+    ),
+    port: int | None = typer.Option(
+        None, "--port", help="TCP port [default: 8000, or config/env; 0 picks a free one]."
+    ),
     config: Path | None = typer.Option(None, "--config", help="Gateway TOML configuration."),
     data_dir: Path | None = typer.Option(
         None, "--data-dir", envvar="IMAGEGATE_DATA_DIR", help="Where tasks and images are kept."

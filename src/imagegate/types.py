@@ -202,3 +202,18 @@ class GenerationResult:
     @property
     def paths(self) -> list[Path]:
         return [image.path for image in self.images if image.path is not None]
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """An imagegate API key (never the secret itself, only its identity and limits)."""
+
+    id: str  # the public app_id, e.g. "ak_3f9c..."
+    name: str = ""
+    qps: float = 5.0
+    max_in_flight: int = 20
+    models: tuple[str, ...] = ()  # empty: every model
+    revoked: bool = False
+
+    def allows(self, model: str) -> bool:
+        return not self.models or model in self.models

@@ -48,13 +48,12 @@ from imagegate.errors import (
     Timeout,
     UnsupportedOperation,
 )
-from imagegate.server.context import ApiKey
 from imagegate.storage.blobs import BlobStore
 from imagegate.storage.db import open_engine, utcnow
 from imagegate.storage.keys import SqlKeyStore
 from imagegate.storage.signing import DEFAULT_EXPIRES_IN, HmacUrlSigner
 from imagegate.storage.tasks import TaskStore
-from imagegate.types import GenerationRequest, ImageResult, Task, TaskStatus
+from imagegate.types import ApiKey, GenerationRequest, ImageResult, Task, TaskStatus
 
 FILES_PREFIX = "/files"
 

@@ -29,7 +29,7 @@ from imagegate.errors import (
     UpstreamError,
     ValidationError,
 )
-from imagegate.providers.http import parse_retry_after
+from imagegate.protocols.headers import parse_retry_after
 from imagegate.types import Task, TaskError
 
 MODEL_NOT_EXIST = "Model not exist."

@@ -40,7 +40,7 @@ from imagegate.errors import (
     UpstreamError,
     ValidationError,
 )
-from imagegate.providers.http import parse_retry_after
+from imagegate.protocols.headers import parse_retry_after
 from imagegate.sizes import parse_pixels
 from imagegate.types import (
     GenerationRequest,

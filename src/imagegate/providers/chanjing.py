@@ -30,6 +30,7 @@ from imagegate.errors import (
     UpstreamError,
 )
 from imagegate.protocols import chanjing as wire
+from imagegate.protocols.headers import parse_retry_after
 from imagegate.providers.base import HttpCall, PollPolicy, Provider, Submission
 from imagegate.providers.http import (
     DEFAULT_TIMEOUT,
@@ -37,7 +38,6 @@ from imagegate.providers.http import (
     RetryPolicy,
     download_to,
     is_retryable,
-    parse_retry_after,
     transport_error,
     with_retries,
 )

@@ -8,8 +8,6 @@ import random
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -72,24 +70,6 @@ async def with_retries(
             await sleep(policy.delay(attempt - 1, error))
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 def transport_error(error: httpx.HTTPError, what: str) -> UpstreamError:
     """A transport failure (connect, read, timeout) as a retryable ``UpstreamError``."""
     return UpstreamError(f"{what}: {type(error).__name__}: {error}".rstrip(": "))
@@ -138,7 +118,7 @@ async def download_to(
                     )
         if received == 0:
             raise DownloadError(f"download of {_short(image.url)} was empty")
-        tmp.replace(dest)
+        publish(tmp, dest)
     except httpx.HTTPError as error:
         tmp.unlink(missing_ok=True)
         raise DownloadError(
@@ -160,7 +140,26 @@ def _atomic_write(dest: Path, data: bytes) -> None:
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
     with os.fdopen(fd, "wb") as out:
         out.write(data)
-    Path(tmp_name).replace(dest)
+    publish(Path(tmp_name), dest)
+
+
+def _process_umask() -> int:
+    mask = os.umask(0o022)  # read once, at import (no threads yet), and put back at once
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_process_umask()
+
+
+def publish(tmp: Path, dest: Path) -> None:
+    """Move a finished temporary file into place with the mode a plain ``open()`` would give.
+
+    ``mkstemp`` creates files readable only by their owner; a saved image should be as readable
+    as any other file the user writes.
+    """
+    tmp.chmod(_FILE_MODE)
+    tmp.replace(dest)
 
 
 def _short(url: str) -> str:

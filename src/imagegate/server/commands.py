@@ -36,11 +36,6 @@ def _settings(config: Path | None, **overrides: Any) -> GatewaySettings:
         raise typer.Exit(2) from None
 
 
-def _flag(value: Any, name: str) -> Any:
-    """A flag left at its built-in default does not override the config file or environment."""
-    return None if value == GatewaySettings.model_fields[name].default else value
-
-
 # -- serve ---------------------------------------------------------------------------------
 
 
@@ -84,15 +79,13 @@ def _first_key(state: Any, settings: GatewaySettings) -> Any | None:
     )
 
 
-def serve(host: str, port: int, config: Path | None, data_dir: Path | None) -> None:
+def serve(host: str | None, port: int | None, config: Path | None, data_dir: Path | None) -> None:
     """Run the gateway until SIGINT/SIGTERM (graceful: leases are handed back)."""
     import uvicorn
 
     from imagegate.server.app import create_app, open_state
 
-    settings = _settings(
-        config, host=_flag(host, "host"), port=_flag(port, "port"), data_dir=data_dir
-    )
+    settings = _settings(config, host=host, port=port, data_dir=data_dir)
     out = Console(soft_wrap=True)
     sock = _bind(settings.host, settings.port)
     bound_port = sock.getsockname()[1]

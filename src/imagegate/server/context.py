@@ -12,22 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from imagegate.catalog import Catalog
-from imagegate.types import GenerationRequest, ImageResult, Task, TaskStatus
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    """An imagegate API key (never the secret itself, only its identity and limits)."""
-
-    id: str  # the public app_id, e.g. "ak_3f9c..."
-    name: str = ""
-    qps: float = 5.0
-    max_in_flight: int = 20
-    models: tuple[str, ...] = ()  # empty: every model
-    revoked: bool = False
-
-    def allows(self, model: str) -> bool:
-        return not self.models or model in self.models
+from imagegate.types import ApiKey, GenerationRequest, ImageResult, Task, TaskStatus
 
 
 class KeyStore(Protocol):

@@ -25,9 +25,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.engine import RowMapping
 
-from imagegate.server.context import ApiKey
 from imagegate.storage import db
 from imagegate.storage.db import access_tokens, api_keys, utcnow
+from imagegate.types import ApiKey
 
 SECRET_PREFIX = "sk-ig-"
 APP_ID_PREFIX = "ak_"
