@@ -95,6 +95,10 @@ async def test_submit_and_download_through_the_catalog(tmp_path: Path) -> None:
     copy = await sandbox.download(again.images[0], tmp_path / "again.png")
     assert copy.path is not None and saved[0].path is not None
     assert copy.path.read_bytes() == saved[0].path.read_bytes()
+    # saved as readable as any file the user writes (the umask decides), not mkstemp's 0600
+    reference = tmp_path / "reference"
+    reference.write_bytes(b"")
+    assert copy.path.stat().st_mode & 0o777 == reference.stat().st_mode & 0o777
 
 
 async def test_defaults_from_the_catalog_and_a_seed_is_picked() -> None:

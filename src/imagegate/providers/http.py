@@ -7,7 +7,7 @@ import os
 import random
 import tempfile
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -89,12 +89,12 @@ async def download_to(
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     if image.data is not None:
-        _atomic_write(dest, image.data)
+        write_atomic(dest, image.data)
         return _saved(image, dest)
     if not image.url:
         raise DownloadError("image has neither a URL nor inline data")
     if image.url.startswith("data:"):
-        _atomic_write(dest, base64.b64decode(image.url.split(",", 1)[1]))
+        write_atomic(dest, base64.b64decode(image.url.split(",", 1)[1]))
         return _saved(image, dest)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
     tmp = Path(tmp_name)
@@ -131,12 +131,11 @@ async def download_to(
 
 
 def _saved(image: ImageResult, dest: Path) -> ImageResult:
-    from dataclasses import replace
-
     return replace(image, path=dest, data=None)
 
 
-def _atomic_write(dest: Path, data: bytes) -> None:
+def write_atomic(dest: Path, data: bytes) -> None:
+    """Write ``data`` to ``dest`` all at once: a reader sees the old file or the whole new one."""
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
     with os.fdopen(fd, "wb") as out:
         out.write(data)

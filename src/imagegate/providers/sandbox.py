@@ -4,7 +4,10 @@ It exists so the SDK, the CLI and the gateway can be developed and tested withou
 account, and so the gateway has something honest to serve for models without credentials.
 It renders real PNGs (see ``sandbox_render``), walks each task through PENDING -> RUNNING ->
 SUCCEEDED by elapsed wall-clock time, injects failures deterministically per task id, and can
-persist its jobs in ``state_dir`` so a new process resumes (never re-submits) a task.
+persist its jobs in ``state_dir`` so a new process resumes (never re-submits) a task. A
+prompt holding one of ``blocked_words`` is refused at submit the way DashScope's moderation
+refuses one (``DataInspectionFailed``), so a client's handling of content refusals can be
+tried offline.
 
 Images are rendered at download time, straight into the destination file: ``get()`` stays
 cheap however often it is polled and memory stays bounded at 4096*4096.
@@ -20,6 +23,7 @@ import re
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,8 +31,9 @@ from typing import Any
 import anyio
 
 from imagegate.catalog import Catalog, effective, load_catalog
-from imagegate.errors import DownloadError, TaskNotFound, UnsupportedOperation
+from imagegate.errors import ContentRejected, DownloadError, TaskNotFound, UnsupportedOperation
 from imagegate.providers.base import PollPolicy, Provider, Submission
+from imagegate.providers.http import publish, write_atomic
 from imagegate.providers.sandbox_render import SOFTWARE, write_png
 from imagegate.types import (
     GenerationRequest,
@@ -44,6 +49,10 @@ PENDING_SHARE = 0.3
 SEED_MAX = 2147483647
 FAILURE_CODE = "SandboxInjectedFailure"
 IMAGE_FAILURE_CODE = "SandboxInjectedImageFailure"
+#: the vendor code of a refused prompt: DashScope's, which every front maps to its own refusal
+CONTENT_CODE = "DataInspectionFailed"
+#: words that make the sandbox refuse a prompt, unless told otherwise
+BLOCKED_WORDS = ("sandbox-blocked",)
 _TASK_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _URL = re.compile(r"^sandbox://([0-9a-f-]{36})/(\d+)$")
 
@@ -99,6 +108,7 @@ class SandboxProvider(Provider):
         state_dir: Path | None = None,
         catalog: Catalog | None = None,
         image_failure_rate: float = 0.0,
+        blocked_words: Sequence[str] = BLOCKED_WORDS,
     ) -> None:
         for label, rate in (
             ("failure_rate", failure_rate),
@@ -111,6 +121,7 @@ class SandboxProvider(Provider):
         self.latency = float(latency)
         self.failure_rate = float(failure_rate)
         self.image_failure_rate = float(image_failure_rate)
+        self.blocked_words = tuple(word.casefold() for word in blocked_words if word.strip())
         self.state_dir = Path(state_dir) if state_dir is not None else None
         if self.state_dir is not None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -163,6 +174,7 @@ class SandboxProvider(Provider):
         self, request: GenerationRequest, submission: Submission | None = None
     ) -> UpstreamState:
         full = effective(request, self.catalog)
+        self._inspect(full.prompt)
         task_id = str(uuid.uuid4())
         seed = full.seed if full.seed is not None else random.SystemRandom().randint(0, SEED_MAX)
         count = full.n or 1
@@ -180,6 +192,18 @@ class SandboxProvider(Provider):
         if submission is not None and submission.sync and self.latency > 0:
             await anyio.sleep(self.latency)
         return self._state(job)
+
+    def _inspect(self, prompt: str) -> None:
+        """Refuse a prompt holding a blocked word, as a vendor's moderation would."""
+        text = prompt.casefold()
+        for word in self.blocked_words:
+            if word in text:
+                raise ContentRejected(
+                    f"Input data may contain inappropriate content: prompt contains {word!r}, "
+                    "a word the sandbox refuses (sandbox blocked_words).",
+                    field="prompt",
+                    vendor_code=CONTENT_CODE,
+                )
 
     async def get(self, task_id: str) -> UpstreamState:
         job = self._load(task_id)
@@ -208,7 +232,7 @@ class SandboxProvider(Provider):
     async def download(self, image: ImageResult, dest: Path) -> ImageResult:
         dest.parent.mkdir(parents=True, exist_ok=True)
         if image.data is not None:
-            await anyio.to_thread.run_sync(_atomic_bytes, dest, image.data)
+            await anyio.to_thread.run_sync(write_atomic, dest, image.data)
             return replace(image, path=dest, data=None)
         match = _URL.match(image.url or "")
         if not match:
@@ -291,14 +315,7 @@ def _render_to(dest: Path, prompt: str, seed: int, width: int, height: int, mark
     os.close(fd)
     try:
         write_png(Path(tmp), prompt, seed, width, height, watermark=mark)
-        Path(tmp).replace(dest)
+        publish(Path(tmp), dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _atomic_bytes(dest: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    Path(tmp).replace(dest)

@@ -280,6 +280,7 @@ def open_state(settings: GatewaySettings, *, credentials: Credentials | None = N
         sandbox_options={
             "latency": settings.sandbox.latency,
             "failure_rate": settings.sandbox.failure_rate,
+            "blocked_words": tuple(settings.sandbox.blocked_words),
             "state_dir": Path(settings.data_dir) / "sandbox",
         },
         poll_policy=poll,

@@ -22,9 +22,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from imagegate.errors import InvalidRequest
+from imagegate.providers.sandbox import BLOCKED_WORDS
 
 ENV_PREFIX = "IMAGEGATE_"
 DEFAULT_DATA_DIR = Path("imagegate-data")
@@ -37,6 +38,18 @@ class SandboxSettings(BaseModel):
 
     latency: float = Field(default=1.0, ge=0, description="seconds a sandbox task takes")
     failure_rate: float = Field(default=0.0, ge=0, le=1, description="share of tasks that fail")
+    blocked_words: list[str] = Field(
+        default_factory=lambda: list(BLOCKED_WORDS),
+        description="prompts holding one are refused as content rejected (DataInspectionFailed)",
+    )
+
+    @field_validator("blocked_words", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        """The environment gives one string: ``IMAGEGATE_SANDBOX_BLOCKED_WORDS=a,b``."""
+        if isinstance(value, str):
+            return [word.strip() for word in value.split(",") if word.strip()]
+        return value
 
 
 class GatewaySettings(BaseModel):
@@ -71,6 +84,7 @@ _ENV_FIELDS: dict[str, tuple[str, ...]] = {
     **{name: (name,) for name in GatewaySettings.model_fields if name != "sandbox"},
     "sandbox_latency": ("sandbox", "latency"),
     "sandbox_failure_rate": ("sandbox", "failure_rate"),
+    "sandbox_blocked_words": ("sandbox", "blocked_words"),
 }
 
 
