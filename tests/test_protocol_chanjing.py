@@ -24,6 +24,7 @@ from imagegate.errors import (
     ValidationError,
 )
 from imagegate.protocols import chanjing as wire
+from imagegate.protocols import chanjing_server as server
 from imagegate.types import GenerationRequest, Task, TaskError, TaskStatus
 
 CATALOG = load_catalog()
@@ -133,7 +134,7 @@ def test_seed_000_bodies_encode_byte_for_byte(text: str, indent: int) -> None:
 
 @pytest.mark.parametrize(("text", "indent"), [(SEED_000_BODY, 2), (SEED_000_CURL, 4)])
 def test_seed_000_bodies_round_trip_through_the_server_decoder(text: str, indent: int) -> None:
-    request, warnings = wire.decode_submit_body(json.loads(text), CATALOG)
+    request, warnings = server.decode_submit_body(json.loads(text), CATALOG)
     assert warnings == []
     assert request.model == "wan2.2-t2i" and request.n == 1 and request.quality == "std"
     assert request.size is not None and (request.size.width, request.size.height) == (720, 1280)
@@ -141,7 +142,7 @@ def test_seed_000_bodies_round_trip_through_the_server_decoder(text: str, indent
 
 
 def test_seed_004_curl_body_encodes_byte_for_byte() -> None:
-    request, warnings = wire.decode_submit_body(json.loads(SEED_004_CURL), CATALOG)
+    request, warnings = server.decode_submit_body(json.loads(SEED_004_CURL), CATALOG)
     assert warnings == []
     assert request.size is not None and request.size.clarity == 2048
     assert (request.size.width, request.size.height) == (1440, 2560)
@@ -150,7 +151,7 @@ def test_seed_004_curl_body_encodes_byte_for_byte() -> None:
 
 def test_seed_004_page_body_succeeds_without_ref_img_url_and_with_a_warning() -> None:
     """The ruling: the example must succeed, the reference is not forwarded, a warning says so."""
-    request, warnings = wire.decode_submit_body(json.loads(SEED_004_BODY), CATALOG)
+    request, warnings = server.decode_submit_body(json.loads(SEED_004_BODY), CATALOG)
     assert warnings == [KLING_WARNING]
     assert request.reference_images == (
         "https://res.chanjing.cc/chanjing/res/aigc_creation/photo/xxx.jpg",
@@ -335,12 +336,12 @@ def test_decode_page_reads_items_and_total() -> None:
 
 
 def test_decode_token_body() -> None:
-    assert wire.decode_token_body({"app_id": "a", "secret_key": "s"}) == ("a", "s")
+    assert server.decode_token_body({"app_id": "a", "secret_key": "s"}) == ("a", "s")
     with pytest.raises(InvalidRequest, match="secret_key is required") as caught:
-        wire.decode_token_body({"app_id": "a"})
+        server.decode_token_body({"app_id": "a"})
     assert caught.value.field == "secret_key"
     with pytest.raises(InvalidRequest, match="app_id must be a string"):
-        wire.decode_token_body({"app_id": 7, "secret_key": "s"})
+        server.decode_token_body({"app_id": 7, "secret_key": "s"})
 
 
 GOOD = json.loads(SEED_000_BODY)
@@ -374,32 +375,32 @@ def test_submit_body_errors_name_chanjing_fields(
     body = {**GOOD, **change}
     body = {key: value for key, value in body.items() if value is not None}
     with pytest.raises(InvalidRequest) as caught:
-        wire.decode_submit_body(body, CATALOG)
+        server.decode_submit_body(body, CATALOG)
     error = caught.value
     assert type(error) is kind
     assert error.field == field and error.message.startswith(field) and text in error.message
     expected = 400 if kind is InvalidRequest else 40000
-    assert wire.encode_error(error, "t")["code"] == expected
+    assert server.encode_error(error, "t")["code"] == expected
 
 
 @pytest.mark.parametrize("body", [None, [], "x", 3])
 def test_submit_body_must_be_an_object(body: object) -> None:
     with pytest.raises(InvalidRequest, match="must be a JSON object"):
-        wire.decode_submit_body(body, CATALOG)
+        server.decode_submit_body(body, CATALOG)
 
 
 def test_kling_rules_name_kling_fields() -> None:
     kling = json.loads(SEED_004_CURL)
     with pytest.raises(ValidationError, match=r"^clarity 4096 .* allowed: 1024, 2048"):
-        wire.decode_submit_body({**kling, "clarity": 4096}, CATALOG)
+        server.decode_submit_body({**kling, "clarity": 4096}, CATALOG)
     two = {**kling, "ref_img_url": ["https://a/1.png", "https://a/2.png"]}
     with pytest.raises(ValidationError, match=r"^ref_img_url has 2 images"):
-        wire.decode_submit_body(two, CATALOG)
+        server.decode_submit_body(two, CATALOG)
 
 
 def test_empty_strings_are_absent_and_callback_is_refused_out_loud() -> None:
     body = {**GOOD, "aspect_ratio": "", "quality_mode": "", "callback": "https://me/cb"}
-    request, warnings = wire.decode_submit_body(body, CATALOG)
+    request, warnings = server.decode_submit_body(body, CATALOG)
     assert request.size is not None and request.size.aspect_ratio is None
     assert request.quality is None
     assert len(warnings) == 1 and warnings[0].startswith("callback is not supported")
@@ -408,20 +409,20 @@ def test_empty_strings_are_absent_and_callback_is_refused_out_loud() -> None:
 def test_a_dashscope_model_through_chanjing_keeps_chanjing_field_names() -> None:
     body = {**GOOD, "model_code": "wan2.6-t2i", "quality_mode": None}
     body = {key: value for key, value in body.items() if value is not None}
-    request, _ = wire.decode_submit_body(body, CATALOG)
+    request, _ = server.decode_submit_body(body, CATALOG)
     assert request.size is not None and request.size.star == "960*1696"
     with pytest.raises(ValidationError, match=r"^aspect_ratio 2:1"):
-        wire.decode_submit_body({**body, "aspect_ratio": "2:1"}, CATALOG)
+        server.decode_submit_body({**body, "aspect_ratio": "2:1"}, CATALOG)
 
 
 def test_decode_task_query() -> None:
-    assert wire.decode_task_query({"unique_id": " abc "}) == "abc"
+    assert server.decode_task_query({"unique_id": " abc "}) == "abc"
     with pytest.raises(InvalidRequest, match="unique_id is required"):
-        wire.decode_task_query({})
+        server.decode_task_query({})
 
 
 def test_decode_page_body_bounds() -> None:
-    query = wire.decode_page_body({"unique_ids": [], "type": 3, "page": 1, "page_size": 50})
+    query = server.decode_page_body({"unique_ids": [], "type": 3, "page": 1, "page_size": 50})
     assert query == wire.PageQuery((), 3, 1, 50, False)
     assert wire.encode_page_query(query) == {
         "unique_ids": [],
@@ -441,7 +442,7 @@ def test_decode_page_body_bounds() -> None:
     ]
     for body, kind, text in cases:
         with pytest.raises(InvalidRequest) as caught:
-            wire.decode_page_body(body)
+            server.decode_page_body(body)
         assert type(caught.value) is kind and caught.value.message.startswith(text)
 
 
@@ -449,11 +450,11 @@ def test_decode_page_body_bounds() -> None:
 
 
 def test_envelopes_follow_the_seed_shape() -> None:
-    assert wire.encode_envelope(SEED_RESPONSE["data"], SEED_RESPONSE["trace_id"]) == SEED_RESPONSE
-    assert list(wire.encode_envelope("x", "t")) == ["trace_id", "code", "msg", "data"]
-    warned = wire.encode_envelope("x", "t", warnings=[KLING_WARNING])
+    assert server.encode_envelope(SEED_RESPONSE["data"], SEED_RESPONSE["trace_id"]) == SEED_RESPONSE
+    assert list(server.encode_envelope("x", "t")) == ["trace_id", "code", "msg", "data"]
+    warned = server.encode_envelope("x", "t", warnings=[KLING_WARNING])
     assert warned["warnings"] == [KLING_WARNING] and warned["msg"] == "success"
-    assert wire.encode_token("tok", 1772510584) == {
+    assert server.encode_token("tok", 1772510584) == {
         "access_token": "tok",
         "expire_in": 1772510584,
     }
@@ -476,7 +477,7 @@ def test_envelopes_follow_the_seed_shape() -> None:
     ],
 )
 def test_encode_error_follows_the_rulings_table(error: ImagegateError, code: int) -> None:
-    body = wire.encode_error(error, "trace-1")
+    body = server.encode_error(error, "trace-1")
     assert body == {"trace_id": "trace-1", "code": code, "msg": error.message, "data": None}
     # and the client side reads it back as the same kind of error
     with pytest.raises(ImagegateError) as caught:
@@ -486,12 +487,12 @@ def test_encode_error_follows_the_rulings_table(error: ImagegateError, code: int
 
 
 def test_unknown_task_message_always_says_the_task_does_not_exist() -> None:
-    body = wire.encode_error(TaskNotFound("unique_id abc"), "t")
+    body = server.encode_error(TaskNotFound("unique_id abc"), "t")
     assert body["code"] == 40000 and body["msg"] == "unique_id abc: task does not exist"
 
 
 def _task(status: TaskStatus, **changes: object) -> Task:
-    request, warnings = wire.decode_submit_body(json.loads(SEED_004_BODY), CATALOG)
+    request, warnings = server.decode_submit_body(json.loads(SEED_004_BODY), CATALOG)
     task = Task(
         id="task-1",
         model=request.model,
@@ -507,7 +508,7 @@ def _task(status: TaskStatus, **changes: object) -> Task:
 
 def test_encode_task_has_the_item_shape_of_the_list_endpoint() -> None:
     task = _task(TaskStatus.SUCCEEDED)
-    item = wire.encode_task(task, ["https://gw/files/a.png"])
+    item = server.encode_task(task, ["https://gw/files/a.png"])
     assert list(item)[: len(LIST_ITEM)] == list(LIST_ITEM)
     assert list(item["photo_info"]) == list(LIST_ITEM["photo_info"])
     assert item["motion_info"] == LIST_ITEM["motion_info"]
@@ -540,7 +541,7 @@ def test_encode_task_has_the_item_shape_of_the_list_endpoint() -> None:
 )
 def test_encode_task_status_words_round_trip(status: TaskStatus, progress: str) -> None:
     error = TaskError("InternalError", "renderer crashed") if status is TaskStatus.FAILED else None
-    item = wire.encode_task(_task(status, error=error), [])
+    item = server.encode_task(_task(status, error=error), [])
     assert item["progress_desc"] == progress
     assert wire.decode_task(item).status is status
     if error:
@@ -550,7 +551,7 @@ def test_encode_task_status_words_round_trip(status: TaskStatus, progress: str) 
 def test_encode_task_fills_vendor_defaults() -> None:
     request = build_request("wan2.2-t2i", "a cat")
     task = Task(id="t2", model="wan2.2-t2i", request=request)
-    item = wire.encode_task(task, [])
+    item = server.encode_task(task, [])
     assert item["aspect_ratio"] == "1:1" and item["number_ai_creation"] == 1
     assert item["photo_info"]["quality_mode"] == "std" and item["photo_info"]["clarity"] == 0
     assert "warnings" not in item
@@ -558,7 +559,7 @@ def test_encode_task_fills_vendor_defaults() -> None:
 
 def test_encode_page_shape() -> None:
     tasks = [_task(TaskStatus.SUCCEEDED), _task(TaskStatus.PENDING, id="task-2")]
-    data = wire.encode_page(tasks, 7, 2, 2, lambda task: [f"https://gw/{task.id}.png"])
+    data = server.encode_page(tasks, 7, 2, 2, lambda task: [f"https://gw/{task.id}.png"])
     assert list(data) == ["list", "total", "page_info"]
     assert data["total"] == 7
     assert data["page_info"] == {"page": 2, "size": 2, "total_count": 7, "total_page": 4}

@@ -28,6 +28,7 @@ from imagegate.errors import (
     ValidationError,
 )
 from imagegate.protocols import dashscope as ds
+from imagegate.protocols import dashscope_server as server
 from imagegate.types import (
     GenerationRequest,
     ImageResult,
@@ -128,7 +129,7 @@ def test_encode_reproduces_seed_body_byte_for_byte(body: str) -> None:
 
 
 def test_seed_body_decodes_and_round_trips() -> None:
-    request = ds.decode_generation_body(json.loads(SEED_001_BODY), CATALOG)
+    request = server.decode_generation_body(json.loads(SEED_001_BODY), CATALOG)
     assert request == seed_request().with_(size=request.size)
     assert request.size is not None and request.size.star == "1280*1280"
     assert json.dumps(ds.encode_request(request, "dashscope-generation"), indent=2) == (
@@ -386,28 +387,28 @@ def test_decode_error_retry_after_and_odd_bodies() -> None:
 def test_encode_error_follows_the_rulings_table(
     error: ImagegateError, status: int, code: str
 ) -> None:
-    got_status, body = ds.encode_error(error, "rid-1")
+    got_status, body = server.encode_error(error, "rid-1")
     assert (got_status, body["code"], body["request_id"]) == (status, code, "rid-1")
     assert list(body) == ["request_id", "code", "message"]
     assert error.message in body["message"]
 
 
 def test_encode_error_details() -> None:
-    _, body = ds.encode_error(UnknownModel("model 'x' does not exist"), "r")
+    _, body = server.encode_error(UnknownModel("model 'x' does not exist"), "r")
     assert body["message"].startswith("Model not exist.")
-    assert ds.error_headers(RateLimited("x", retry_after=2.5)) == {"Retry-After": "3"}
-    assert ds.error_headers(RateLimited("x", retry_after=60)) == {"Retry-After": "8"}
-    assert ds.error_headers(RateLimited("x")) == {"Retry-After": "1"}
-    assert ds.error_headers(UpstreamError("x")) == {}
+    assert server.error_headers(RateLimited("x", retry_after=2.5)) == {"Retry-After": "3"}
+    assert server.error_headers(RateLimited("x", retry_after=60)) == {"Retry-After": "8"}
+    assert server.error_headers(RateLimited("x")) == {"Retry-After": "1"}
+    assert server.error_headers(UpstreamError("x")) == {}
 
 
 def test_task_error_uses_the_vendor_code() -> None:
     task = Task("t", "wan2.6-t2i", seed_request(), status=TaskStatus.FAILED)
     task.error = TaskError("DataInspectionFailed", "inappropriate")
-    assert isinstance(ds.task_error(task), ContentRejected)
+    assert isinstance(server.task_error(task), ContentRejected)
     task.error = TaskError("InternalError.Algo", "algo")
-    failed = ds.task_error(task)
-    assert isinstance(failed, TaskFailed) and ds.encode_error(failed, "r")[1]["code"] == (
+    failed = server.task_error(task)
+    assert isinstance(failed, TaskFailed) and server.encode_error(failed, "r")[1]["code"] == (
         "InternalError.Algo"
     )
 
@@ -466,7 +467,7 @@ def test_generation_body_errors_name_the_field(
     body: Any, error: type[ImagegateError], field: str
 ) -> None:
     with pytest.raises(error) as caught:
-        ds.decode_generation_body(body, CATALOG)
+        server.decode_generation_body(body, CATALOG)
     assert type(caught.value) is error
     assert caught.value.field == field
     assert field in caught.value.message
@@ -474,7 +475,7 @@ def test_generation_body_errors_name_the_field(
 
 def test_unknown_model_says_model_not_exist() -> None:
     with pytest.raises(UnknownModel, match=r"Model not exist\."):
-        ds.decode_synthesis_body(_synthesis("nope"), CATALOG)
+        server.decode_synthesis_body(_synthesis("nope"), CATALOG)
 
 
 @pytest.mark.parametrize(
@@ -506,7 +507,7 @@ def test_synthesis_body_errors_name_the_field(
     body: Any, error: type[ImagegateError], field: str
 ) -> None:
     with pytest.raises(error) as caught:
-        ds.decode_synthesis_body(body, CATALOG)
+        server.decode_synthesis_body(body, CATALOG)
     assert type(caught.value) is error
     assert caught.value.field == field
     assert caught.value.message.startswith(field)
@@ -549,14 +550,14 @@ SDK_BODIES = [
 
 @pytest.mark.parametrize(("kind", "body"), SDK_BODIES)
 def test_sdk_bodies_are_accepted(kind: str, body: dict[str, Any]) -> None:
-    decode = ds.decode_generation_body if kind == "generation" else ds.decode_synthesis_body
+    decode = server.decode_generation_body if kind == "generation" else server.decode_synthesis_body
     request = decode(body, CATALOG)
     assert request.prompt in ("a cat", "hi")
-    assert ds.ignored_fields(body) == []
+    assert server.ignored_fields(body) == []
 
 
 def test_alias_names_resolve_and_unknown_keys_are_listed() -> None:
-    request = ds.decode_synthesis_body(_synthesis("wanx2.1-t2i-plus", size="16:9"), CATALOG)
+    request = server.decode_synthesis_body(_synthesis("wanx2.1-t2i-plus", size="16:9"), CATALOG)
     assert request.model == "wan2.1-t2i-plus"
     assert request.size is not None and request.size.star == "1280*720"
     body = {
@@ -567,8 +568,8 @@ def test_alias_names_resolve_and_unknown_keys_are_listed() -> None:
             "x": 2,
         },
     }
-    assert ds.decode_generation_body(body, CATALOG).prompt == "a\nb"
-    assert ds.ignored_fields(body) == ["resources", "input.x", "parameters.foo"]
+    assert server.decode_generation_body(body, CATALOG).prompt == "a\nb"
+    assert server.ignored_fields(body) == ["resources", "input.x", "parameters.foo"]
 
 
 # --------------------------------------------------------------------------- server encode
@@ -595,19 +596,19 @@ def _task(front: str, status: TaskStatus = TaskStatus.SUCCEEDED, **changes: Any)
 
 
 def test_format_time_in_shanghai() -> None:
-    assert ds.format_time(SUBMITTED) == "2025-01-08 16:03:59.840"
-    assert ds.format_time(SUBMITTED, "UTC") == "2025-01-08 08:03:59.840"
-    assert ds.format_time(datetime(2025, 1, 8, 8, 3, 59)) == "2025-01-08 16:03:59.000"
-    assert ds.format_time(None) is None
+    assert server.format_time(SUBMITTED) == "2025-01-08 16:03:59.840"
+    assert server.format_time(SUBMITTED, "UTC") == "2025-01-08 08:03:59.840"
+    assert server.format_time(datetime(2025, 1, 8, 8, 3, 59)) == "2025-01-08 16:03:59.000"
+    assert server.format_time(None) is None
 
 
 def test_encode_submit_and_unknown() -> None:
     task = _task("dashscope-synthesis", TaskStatus.PENDING)
-    assert ds.encode_submit(task, "r") == {
+    assert server.encode_submit(task, "r") == {
         "request_id": "r",
         "output": {"task_id": "task-1", "task_status": "PENDING"},
     }
-    assert ds.encode_unknown_task("zz", "r") == {
+    assert server.encode_unknown_task("zz", "r") == {
         "request_id": "r",
         "output": {"task_id": "zz", "task_status": "UNKNOWN"},
     }
@@ -618,7 +619,9 @@ def test_encode_task_legacy_shape_with_partial_failure() -> None:
         ImageResult(url="https://up/1.png", actual_prompt="a lovely shop"),
         ImageResult(error_code="DataInspectionFailed", error_message="inappropriate"),
     ]
-    body = ds.encode_task(_task("dashscope-synthesis", images=images), "r", ["https://gw/1.png"])
+    body = server.encode_task(
+        _task("dashscope-synthesis", images=images), "r", ["https://gw/1.png"]
+    )
     assert list(body) == ["request_id", "output", "usage"]
     output = body["output"]
     assert list(output) == [
@@ -647,11 +650,11 @@ def test_encode_task_legacy_shape_with_partial_failure() -> None:
 def test_encode_task_choices_shape_and_sync_match_seed_002() -> None:
     images = [ImageResult(url="u1"), ImageResult(url="u2")]
     urls = ["https://gw/1.png", "https://gw/2.png"]
-    body = ds.encode_task(_task("dashscope-generation", images=images), "r", urls)
+    body = server.encode_task(_task("dashscope-generation", images=images), "r", urls)
     assert body["output"]["finished"] is True
     assert [c["message"]["content"][0]["image"] for c in body["output"]["choices"]] == urls
     assert body["usage"]["image_count"] == 2 and body["usage"]["size"] == "1280*1280"
-    sync = ds.encode_sync(_task("dashscope-sync", images=images[:1]), "815505c6", urls[:1])
+    sync = server.encode_sync(_task("dashscope-sync", images=images[:1]), "815505c6", urls[:1])
     seed = json.loads(SEED_002_ANSWER)
     assert _keys(sync) == _keys(seed)
     assert sync["usage"] == seed["usage"]
@@ -660,7 +663,7 @@ def test_encode_task_choices_shape_and_sync_match_seed_002() -> None:
 
 def test_encode_task_non_terminal_and_failed() -> None:
     running = _task("dashscope-generation", TaskStatus.RUNNING)
-    body = ds.encode_task(running, "r", [])
+    body = server.encode_task(running, "r", [])
     assert body == {
         "request_id": "r",
         "output": {
@@ -672,10 +675,10 @@ def test_encode_task_non_terminal_and_failed() -> None:
     failed = _task(
         "dashscope-synthesis", TaskStatus.FAILED, error=TaskError("InternalError.Algo", "bad")
     )
-    output = ds.encode_task(failed, "r", [])["output"]
+    output = server.encode_task(failed, "r", [])["output"]
     assert (output["code"], output["message"]) == ("InternalError.Algo", "bad")
-    assert "usage" not in ds.encode_task(failed, "r", [])
-    canceled = ds.encode_task(_task("chanjing", TaskStatus.CANCELED), "r", [])
+    assert "usage" not in server.encode_task(failed, "r", [])
+    canceled = server.encode_task(_task("chanjing", TaskStatus.CANCELED), "r", [])
     assert canceled["output"]["task_status"] == "CANCELED" and "results" not in canceled["output"]
 
 
@@ -686,7 +689,7 @@ def test_encode_task_list_reads_with_the_v2_sdk() -> None:
         _task("dashscope-synthesis", images=[ImageResult(url="u")]),
         _task("dashscope-generation", TaskStatus.PENDING),
     ]
-    body = ds.encode_task_list(tasks, 7, 1, 2, "r", lambda task: ["https://gw/a.png"])
+    body = server.encode_task_list(tasks, 7, 1, 2, "r", lambda task: ["https://gw/a.png"])
     assert (body["total"], body["page_no"], body["page_size"]) == (7, 1, 2)
     listed = JobList.from_payload(json.loads(json.dumps(body)))
     assert [job.status for job in listed.tasks] == ["SUCCEEDED", "PENDING"]

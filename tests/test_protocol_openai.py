@@ -27,6 +27,7 @@ from imagegate.errors import (
     ValidationError,
 )
 from imagegate.protocols import openai as oai
+from imagegate.protocols import openai_server as oai_server
 from imagegate.types import ImageResult, Task, TaskStatus
 from tests.fakes.server import serve
 
@@ -219,9 +220,9 @@ def test_rate_limit_retry_after() -> None:
 
 
 def test_decode_body_defaults_and_accepted_fields() -> None:
-    request, fmt = oai.decode_body({"model": "wan2.7-image-pro", "prompt": "p"}, CATALOG)
+    request, fmt = oai_server.decode_body({"model": "wan2.7-image-pro", "prompt": "p"}, CATALOG)
     assert (request.n, request.size, fmt) == (1, None, "url")
-    request, fmt = oai.decode_body(
+    request, fmt = oai_server.decode_body(
         json.dumps({
             "model": "wanx2.1-t2i-plus", "prompt": "p", "size": "1024x768", "n": 2,
             "response_format": "b64_json", "seed": 7, "watermark": True,
@@ -239,7 +240,7 @@ def test_decode_body_defaults_and_accepted_fields() -> None:
         False,
         None,
     )
-    request, _ = oai.decode_body(
+    request, _ = oai_server.decode_body(
         {"model": "wan2.2-t2i", "prompt": "p", "quality": "pro", "size": "16:9"}, CATALOG
     )
     assert request.quality == "pro" and request.size is not None and request.size.width == 1280
@@ -287,7 +288,7 @@ def test_decode_body_errors_name_the_param(
     body: Any, cls: type, field: str | None, words: str
 ) -> None:
     with pytest.raises(ImagegateError) as info:
-        oai.decode_body(body, CATALOG)
+        oai_server.decode_body(body, CATALOG)
     assert type(info.value) is cls
     assert info.value.field == field
     assert words in info.value.message
@@ -320,7 +321,7 @@ def test_decode_body_errors_name_the_param(
 def test_encode_error_table(
     error: ImagegateError, status: int, kind: str, code: str, param: str | None, back: type
 ) -> None:
-    got_status, body = oai.encode_error(error, "req-42")
+    got_status, body = oai_server.encode_error(error, "req-42")
     assert got_status == status
     assert body["error"] == {
         "message": f"{error.message} (request id: req-42)",
@@ -335,13 +336,13 @@ def test_encode_error_table(
 
 
 def test_error_headers_and_models() -> None:
-    assert oai.error_headers(RateLimited("x", retry_after=30), "r") == {
+    assert oai_server.error_headers(RateLimited("x", retry_after=30), "r") == {
         "x-request-id": "r",
         "Retry-After": "8",
     }
-    assert oai.error_headers(RateLimited("x", retry_after=0.2), "r")["Retry-After"] == "1"
-    assert oai.error_headers(AuthError("x"), "r") == {"x-request-id": "r"}
-    listing = oai.encode_models(CATALOG, 1700000000)
+    assert oai_server.error_headers(RateLimited("x", retry_after=0.2), "r")["Retry-After"] == "1"
+    assert oai_server.error_headers(AuthError("x"), "r") == {"x-request-id": "r"}
+    listing = oai_server.encode_models(CATALOG, 1700000000)
     assert listing["object"] == "list"
     assert [item["id"] for item in listing["data"]] == CATALOG.names()
     assert listing["data"][0] == {
@@ -364,10 +365,10 @@ def _sdk_app() -> tuple[FastAPI, list[Any]]:
         raw = await request.body()
         seen.append(json.loads(raw))
         try:
-            parsed, fmt = oai.decode_body(raw, CATALOG)
+            parsed, fmt = oai_server.decode_body(raw, CATALOG)
         except ImagegateError as error:
-            status, body = oai.encode_error(error, "rid-1")
-            return JSONResponse(body, status, headers=oai.error_headers(error, "rid-1"))
+            status, body = oai_server.encode_error(error, "rid-1")
+            return JSONResponse(body, status, headers=oai_server.error_headers(error, "rid-1"))
         n = parsed.n or 1
         task = Task(id="t1", model=parsed.model, request=parsed, status=TaskStatus.SUCCEEDED)
         task.images = [ImageResult(actual_prompt=f"rev {i}") for i in range(n)]
@@ -375,7 +376,7 @@ def _sdk_app() -> tuple[FastAPI, list[Any]]:
         pairs = [
             (None, b64) if fmt == "b64_json" else (f"http://x/{i}.png", None) for i in range(n)
         ]
-        return JSONResponse(oai.encode_response(task, pairs))
+        return JSONResponse(oai_server.encode_response(task, pairs))
 
     return app, seen
 

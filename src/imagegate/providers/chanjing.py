@@ -167,8 +167,7 @@ class ChanjingProvider(Provider):
         query = wire.PageQuery(
             tuple(unique_ids), wire.CREATION_TYPE_IMAGE, page, page_size, is_success
         )
-        body = wire.encode_page_query(query)
-        wire.decode_page_body(body)  # the documented bounds, checked before the call
+        body = wire.encode_page_query(query)  # checks the documented bounds first
         data, _ = await self._call("POST", wire.PAGE_PATH, json=body)
         return wire.decode_page(data)
 

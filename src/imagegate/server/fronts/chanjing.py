@@ -1,6 +1,6 @@
 """The Chanjing (蝉镜) open-API front: ``/open/v1/...`` as the vendor's clients expect it.
 
-A thin translator (decode -> service -> encode) over ``protocols/chanjing.py``. Chanjing
+A thin translator (decode -> service -> encode) over ``protocols/chanjing_server.py``. Chanjing
 answers every request with HTTP 200 and the envelope ``{trace_id, code, msg, data}``; errors
 differ only by ``code`` (rulings table: 400 format, 10400 token, 40000 parameter, 40001 rate,
 50000 internal). Business routes authenticate with the ``access_token`` header, a token this
@@ -22,7 +22,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from imagegate.errors import AuthError, ImagegateError, InvalidRequest, RateLimited, TaskNotFound
-from imagegate.protocols import chanjing as proto
+from imagegate.protocols import chanjing as wire
+from imagegate.protocols import chanjing_server as proto
 from imagegate.server.context import ApiKey, GatewayContext
 from imagegate.server.guard import admit
 from imagegate.types import Task, TaskStatus
@@ -43,7 +44,7 @@ def router(ctx: GatewayContext) -> APIRouter:
     """The four Chanjing routes, bound to ``ctx``."""
     api = APIRouter()
 
-    @api.post(proto.TOKEN_PATH)
+    @api.post(wire.TOKEN_PATH)
     async def access_token(request: Request) -> Response:
         trace_id = _request_id(request)
         try:
@@ -59,7 +60,7 @@ def router(ctx: GatewayContext) -> APIRouter:
             return error_response(error, trace_id)
         return _ok(proto.encode_token(token, expire_at), trace_id)
 
-    @api.post(proto.SUBMIT_PATH)
+    @api.post(wire.SUBMIT_PATH)
     async def submit(request: Request) -> Response:
         trace_id = _request_id(request)
         try:
@@ -73,7 +74,7 @@ def router(ctx: GatewayContext) -> APIRouter:
             return error_response(error, trace_id)
         return _ok(task.id, trace_id, warnings=task.warnings or warnings)
 
-    @api.get(proto.TASK_PATH)
+    @api.get(wire.TASK_PATH)
     async def task_detail(request: Request) -> Response:
         trace_id = _request_id(request)
         try:
@@ -90,7 +91,7 @@ def router(ctx: GatewayContext) -> APIRouter:
             proto.encode_task(task, _urls(ctx, task, request), catalog=ctx.catalog), trace_id
         )
 
-    @api.post(proto.PAGE_PATH)
+    @api.post(wire.PAGE_PATH)
     async def task_page(request: Request) -> Response:
         trace_id = _request_id(request)
         try:
@@ -115,18 +116,17 @@ def router(ctx: GatewayContext) -> APIRouter:
 
 def _token_key(ctx: GatewayContext, request: Request) -> ApiKey:
     """The key behind the ``access_token`` header, or ``AuthError`` (code 10400)."""
-    token = (request.headers.get(proto.TOKEN_HEADER) or "").strip()
+    token = (request.headers.get(wire.TOKEN_HEADER) or "").strip()
     if not token:
         raise AuthError(
-            f"{proto.TOKEN_HEADER} header is missing: get one from POST {proto.TOKEN_PATH}",
-            field=proto.TOKEN_HEADER,
+            f"{wire.TOKEN_HEADER} header is missing: get one from POST {wire.TOKEN_PATH}",
+            field=wire.TOKEN_HEADER,
         )
     key = ctx.keys.check_token(token)
     if key is None or key.revoked:
         raise AuthError(
-            f"{proto.TOKEN_HEADER} is invalid or expired: get a new one from "
-            f"POST {proto.TOKEN_PATH}",
-            field=proto.TOKEN_HEADER,
+            f"{wire.TOKEN_HEADER} is invalid or expired: get a new one from POST {wire.TOKEN_PATH}",
+            field=wire.TOKEN_HEADER,
         )
     return key
 

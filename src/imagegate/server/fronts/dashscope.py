@@ -1,6 +1,6 @@
 """The DashScope front: the Wan text-to-image routes of Alibaba Model Studio, under ``/api/v1``.
 
-A thin translator over ``protocols/dashscope.py``: decode the body with the codec (which
+A thin translator over ``protocols/dashscope_server.py``: decode the body with the codec (which
 checks it against the catalog), authenticate and admit with ``server/guard.py``, run the task
 through ``ctx.service``, encode the answer with the codec. Three submit routes:
 
@@ -36,7 +36,8 @@ from imagegate.errors import (
     Timeout,
     UpstreamError,
 )
-from imagegate.protocols import dashscope as proto
+from imagegate.protocols import dashscope as wire
+from imagegate.protocols import dashscope_server as proto
 from imagegate.server.context import ApiKey, GatewayContext
 from imagegate.server.fronts import dashscope_tasks
 from imagegate.server.fronts.dashscope_tasks import Handler, image_urls, request_id_of, send
@@ -93,9 +94,9 @@ def router(ctx: GatewayContext) -> APIRouter:
     """The DashScope routes bound to ``ctx``."""
     api = APIRouter()
     routes: list[tuple[str, str, Handler]] = [
-        ("POST", proto.PATH_GENERATION, _generation(ctx)),
-        ("POST", proto.PATH_MULTIMODAL, _multimodal(ctx)),
-        ("POST", proto.PATH_SYNTHESIS, _synthesis(ctx)),
+        ("POST", wire.PATH_GENERATION, _generation(ctx)),
+        ("POST", wire.PATH_MULTIMODAL, _multimodal(ctx)),
+        ("POST", wire.PATH_SYNTHESIS, _synthesis(ctx)),
         *dashscope_tasks.routes(ctx),
     ]
     for method, path, handler in routes:
@@ -115,9 +116,9 @@ def _generation(ctx: GatewayContext) -> Handler:
         if not wants_async(request):
             raise PermissionDenied(
                 f"{NO_SYNC}: image-generation/generation creates asynchronous tasks only; "
-                f"send the header '{proto.ASYNC_HEADER}: enable', or call "
+                f"send the header '{wire.ASYNC_HEADER}: enable', or call "
                 "multimodal-generation/generation for a synchronous answer",
-                field=proto.ASYNC_HEADER,
+                field=wire.ASYNC_HEADER,
                 http_status=403,
             )
         generation = proto.decode_generation_body(body, ctx.catalog)
@@ -136,9 +137,9 @@ def _multimodal(ctx: GatewayContext) -> Handler:
         if wants_async(request):
             raise PermissionDenied(
                 f"{NO_ASYNC}: multimodal-generation/generation answers synchronously; drop "
-                f"the header '{proto.ASYNC_HEADER}: enable', or create a task with "
+                f"the header '{wire.ASYNC_HEADER}: enable', or create a task with "
                 "image-generation/generation",
-                field=proto.ASYNC_HEADER,
+                field=wire.ASYNC_HEADER,
                 http_status=403,
             )
         generation = proto.decode_generation_body(body, ctx.catalog)
@@ -163,8 +164,8 @@ def _synthesis(ctx: GatewayContext) -> Handler:
                 raise PermissionDenied(
                     f"{NO_SYNC}: text2image/image-synthesis answers synchronously only for "
                     f"{', '.join(sync_synthesis_models(ctx))}; send the header "
-                    f"'{proto.ASYNC_HEADER}: enable' to create a task for {entry.name}",
-                    field=proto.ASYNC_HEADER,
+                    f"'{wire.ASYNC_HEADER}: enable' to create a task for {entry.name}",
+                    field=wire.ASYNC_HEADER,
                     http_status=403,
                 )
         generation = proto.decode_synthesis_body(body, ctx.catalog)
@@ -194,7 +195,7 @@ async def read_json(request: Request) -> Any:
 
 def wants_async(request: Request) -> bool:
     """Whether ``X-DashScope-Async: enable`` was sent (any other value means synchronous)."""
-    value = request.headers.get(proto.ASYNC_HEADER)
+    value = request.headers.get(wire.ASYNC_HEADER)
     return value is not None and value.strip().lower() == "enable"
 
 
@@ -242,7 +243,7 @@ async def _finished(ctx: GatewayContext, key: ApiKey, task: Task) -> Task:
     except Timeout:
         raise Timeout(
             f"task {task.id} did not finish within {ctx.sync_timeout:g} s; it keeps running: "
-            f"read it with GET {BASE}{proto.task_path(task.id)}",
+            f"read it with GET {BASE}{wire.task_path(task.id)}",
             field="task_id",
         ) from None
     if done.status is TaskStatus.SUCCEEDED:

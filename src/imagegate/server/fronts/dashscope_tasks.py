@@ -20,7 +20,8 @@ from fastapi import Request
 from starlette.responses import JSONResponse, Response
 
 from imagegate.errors import TaskNotFound, ValidationError
-from imagegate.protocols import dashscope as proto
+from imagegate.protocols import dashscope as wire
+from imagegate.protocols import dashscope_server as proto
 from imagegate.server.context import GatewayContext
 from imagegate.server.guard import bearer_key
 from imagegate.types import Task, TaskStatus
@@ -36,9 +37,9 @@ LISTABLE = tuple(status.value for status in TaskStatus if status is not TaskStat
 def routes(ctx: GatewayContext) -> list[tuple[str, str, Handler]]:
     """``(method, path under /api/v1, handler)`` for the task routes."""
     return [
-        ("GET", proto.PATH_TASKS, _list(ctx)),
-        ("GET", proto.PATH_TASKS + "/{task_id}", _read(ctx)),
-        ("POST", proto.PATH_TASKS + "/{task_id}/cancel", _cancel(ctx)),
+        ("GET", wire.PATH_TASKS, _list(ctx)),
+        ("GET", wire.PATH_TASKS + "/{task_id}", _read(ctx)),
+        ("POST", wire.PATH_TASKS + "/{task_id}/cancel", _cancel(ctx)),
     ]
 
 

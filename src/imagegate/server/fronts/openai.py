@@ -1,6 +1,6 @@
 """The OpenAI-compatible front: ``/v1/images/generations`` and ``/v1/models``.
 
-A thin translator over ``protocols/openai.py``. The images route is synchronous, as OpenAI's
+A thin translator over ``protocols/openai_server.py``. The images route is synchronous, as OpenAI's
 is: it submits an ordinary durable task and waits for it (``ctx.sync_timeout``), so a client
 that disconnects or times out loses nothing and the task still finishes in the store. Errors
 are ``{error: {message, type, param, code}}`` with the status the official SDK maps to its
@@ -29,7 +29,8 @@ from imagegate.errors import (
     UpstreamError,
     ValidationError,
 )
-from imagegate.protocols import openai as proto
+from imagegate.protocols import openai as wire
+from imagegate.protocols import openai_server as proto
 from imagegate.server.context import ApiKey, GatewayContext
 from imagegate.server.guard import admit, bearer_key
 from imagegate.types import ImageResult, Task, TaskStatus
@@ -38,7 +39,7 @@ PREFIXES = ("/v1",)
 FRONT = "openai"
 MODELS_PATH = "/v1/models"
 #: task error codes that mean the upstream refused the content (answered 400, not 500)
-_CONTENT_CODES = proto.CONTENT_CODES | {ContentRejected.code}
+_CONTENT_CODES = wire.CONTENT_CODES | {ContentRejected.code}
 #: task error codes that mean the upstream found a parameter it would not take
 _PARAMETER_CODES = frozenset({"InvalidParameter", ValidationError.code, "invalid_request_error"})
 
@@ -60,7 +61,7 @@ def router(ctx: GatewayContext) -> APIRouter:
     """The OpenAI-style routes, bound to ``ctx``."""
     api = APIRouter()
 
-    @api.post(proto.PATH)
+    @api.post(wire.PATH)
     async def generate(request: Request) -> Response:
         request_id = _request_id(request)
         try:
@@ -76,13 +77,13 @@ def router(ctx: GatewayContext) -> APIRouter:
             return error_response(error, request_id)
         return JSONResponse(body, headers=_headers(request_id, task))
 
-    @api.get(proto.PATH + "/{task_id}")
+    @api.get(wire.PATH + "/{task_id}")
     async def read_task(task_id: str, request: Request) -> Response:
         request_id = _request_id(request)
         try:
             key = bearer_key(ctx, request.headers.get("authorization"))
             response_format = request.query_params.get("response_format") or "url"
-            if response_format not in proto.RESPONSE_FORMATS:
+            if response_format not in wire.RESPONSE_FORMATS:
                 raise ValidationError(
                     f"response_format must be url or b64_json, got {response_format!r}",
                     field="response_format",
@@ -124,7 +125,7 @@ async def _wait(ctx: GatewayContext, task: Task, key: ApiKey) -> Task:
     except Timeout:
         raise Timeout(
             f"task {task.id} did not finish within {ctx.sync_timeout:g} s; it keeps running: "
-            f"read it with GET {proto.PATH}/{task.id}",
+            f"read it with GET {wire.PATH}/{task.id}",
             field=None,
         ) from None
 
