@@ -5,8 +5,10 @@ Measures, on this machine and on 127.0.0.1 only:
 1. validation: requests checked per second by the one validator (no I/O);
 2. sandbox rendering: seconds per PNG at the sizes the catalog allows;
 3. the gateway, run as a real ``imagegate serve`` process with the sandbox upstream:
-   - DashScope async submits per second (accept, validate, queue, answer) and their latency;
-   - OpenAI-compatible synchronous generations end to end (render, store, signed URL);
+   - DashScope async submits per second (accept, validate, queue, answer) and their latency,
+     then how long until every one of those tasks has finished (render, store);
+   - OpenAI-compatible synchronous generations end to end (render, store, signed URL), on an
+     idle queue;
    - the server's peak resident memory (VmHWM) after the load.
 
 Every phase is bounded in count and time and stops by itself. Prints a table and, with
@@ -194,6 +196,7 @@ async def bench_gateway(gateway: Gateway, submits: int, syncs: int) -> dict[str,
     async with httpx.AsyncClient(
         base_url=gateway.url, headers=headers, timeout=60, limits=limits
     ) as http:
+        task_ids: list[str] = []
 
         async def submit(i: int) -> None:
             response = await http.post(
@@ -206,6 +209,7 @@ async def bench_gateway(gateway: Gateway, submits: int, syncs: int) -> dict[str,
                 },
             )
             response.raise_for_status()
+            task_ids.append(response.json()["output"]["task_id"])
 
         async def generate(i: int) -> None:
             response = await http.post(
@@ -215,9 +219,38 @@ async def bench_gateway(gateway: Gateway, submits: int, syncs: int) -> dict[str,
             response.raise_for_status()
             assert response.json()["data"][0]["url"]
 
+        started = time.perf_counter()
         async_submit = await _run(submits, 16, submit)
+        # the queued tasks are worked off before the sync phase, so it does not wait behind them
+        drained = await _drain(http, task_ids)
+        drain = {
+            "tasks": len(task_ids),
+            "finished": drained,
+            "seconds": time.perf_counter() - started,
+        }
         sync_generate = await _run(syncs, 4, generate)
-    return {"dashscope_async_submit": async_submit, "openai_sync_generate": sync_generate}
+    return {
+        "dashscope_async_submit": async_submit,
+        "async_tasks_done": drain,
+        "openai_sync_generate": sync_generate,
+    }
+
+
+async def _drain(http: httpx.AsyncClient, task_ids: list[str]) -> int:
+    """Poll the tasks until all have ended (or the hard limit passes); how many ended.
+
+    Tasks are worked on roughly in submit order, so each round reads from the oldest pending
+    one and stops at the first that is still running: the polling stays a light load.
+    """
+    pending = list(task_ids)
+    deadline = time.monotonic() + HARD_LIMIT_S
+    while pending and time.monotonic() < deadline:
+        answer = await http.get(f"/api/v1/tasks/{pending[0]}")
+        if answer.json()["output"]["task_status"] in ("PENDING", "RUNNING"):
+            await asyncio.sleep(0.1)
+        else:
+            pending.pop(0)
+    return len(task_ids) - len(pending)
 
 
 def main() -> int:
@@ -255,7 +288,14 @@ def main() -> int:
             f"sandbox render {row['size']:>10}: {row['seconds_median'] * 1000:8.1f} ms "
             f"({row['png_bytes'] / 1024:,.0f} KiB PNG)"
         )
-    for name, row in figures["gateway"].items():
+    gateway_rows = dict(figures["gateway"])
+    drain = gateway_rows.pop("async_tasks_done")
+    print(
+        f"gateway async tasks done end to end: {drain['finished']} of {drain['tasks']} in "
+        f"{drain['seconds']:.1f} s ({drain['finished'] / drain['seconds']:.1f} tasks/s: submit, "
+        "render, store)"
+    )
+    for name, row in gateway_rows.items():
         print(
             f"gateway {name}: {row['per_second']:.1f}/s, p50 {row['p50_ms']:.1f} ms, "
             f"p95 {row['p95_ms']:.1f} ms ({row['requests']} requests, "

@@ -29,6 +29,7 @@ from imagegate.errors import (
 )
 from imagegate.protocols import dashscope as ds
 from imagegate.protocols import dashscope_server as server
+from imagegate.protocols.dashscope_errors import decode_error
 from imagegate.types import (
     GenerationRequest,
     ImageResult,
@@ -342,23 +343,23 @@ def test_decode_error_maps_every_code(
     status: int, code: str | None, message: str, expected: type[ImagegateError]
 ) -> None:
     body = {"request_id": "req-1", "code": code, "message": message}
-    error = ds.decode_error(status, body)
+    error = decode_error(status, body)
     assert type(error) is expected
     assert (error.vendor_code, error.request_id, error.http_status) == (code, "req-1", status)
     assert message in error.message
 
 
 def test_decode_error_retry_after_and_odd_bodies() -> None:
-    throttled = ds.decode_error(
+    throttled = decode_error(
         429, b'{"code": "Throttling.RateQuota", "message": "m"}', {"Retry-After": "3"}
     )
     assert isinstance(throttled, RateLimited) and throttled.retry_after == 3.0
-    html = ds.decode_error(502, "<html>Bad Gateway</html>", {"x-request-id": "gw-7"})
+    html = decode_error(502, "<html>Bad Gateway</html>", {"x-request-id": "gw-7"})
     assert isinstance(html, UpstreamError) and "Bad Gateway" in html.message
     assert html.request_id == "gw-7"
-    assert isinstance(ds.decode_error(500, None), UpstreamError)
-    assert isinstance(ds.decode_error(400, b"\xff\xfe not json"), InvalidRequest)
-    assert "region" in ds.decode_error(401, {"code": "InvalidApiKey"}).message
+    assert isinstance(decode_error(500, None), UpstreamError)
+    assert isinstance(decode_error(400, b"\xff\xfe not json"), InvalidRequest)
+    assert "region" in decode_error(401, {"code": "InvalidApiKey"}).message
 
 
 # --------------------------------------------------------------------------- errors out

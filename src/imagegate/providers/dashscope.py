@@ -23,6 +23,7 @@ from imagegate.catalog.model import Model
 from imagegate.config import DASHSCOPE_DEFAULT_BASE
 from imagegate.errors import ImagegateError, RateLimited, UpstreamError, ValidationError
 from imagegate.protocols import dashscope as wire
+from imagegate.protocols.dashscope_errors import decode_error
 from imagegate.providers.base import HttpCall, PollPolicy, Provider, Submission
 from imagegate.providers.http import (
     DEFAULT_TIMEOUT,
@@ -178,7 +179,7 @@ class DashScopeProvider(Provider):
         except httpx.HTTPError as error:
             raise transport_error(error, f"DashScope {what} ({method} {path})") from error
         if response.status_code >= 300:
-            raise wire.decode_error(response.status_code, response.content, response.headers)
+            raise decode_error(response.status_code, response.content, response.headers)
         try:
             data = response.json()
         except ValueError:
@@ -189,7 +190,7 @@ class DashScopeProvider(Provider):
                 request_id=response.headers.get("x-request-id"),
             ) from None
         if isinstance(data, dict) and data.get("code") and not isinstance(data.get("output"), dict):
-            raise wire.decode_error(response.status_code, data, response.headers)
+            raise decode_error(response.status_code, data, response.headers)
         return data
 
 

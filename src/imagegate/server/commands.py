@@ -40,9 +40,14 @@ def _settings(config: Path | None, **overrides: Any) -> GatewaySettings:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    """The listening socket, bound before anything is printed (so the URL printed is real)."""
+    """The listening socket, bound before anything is printed (so the URL printed is real).
+
+    ``IPPROTO_TCP`` is named on purpose: asyncio turns Nagle off (``TCP_NODELAY``) only on
+    sockets whose ``proto`` says TCP, and with Nagle on every answer on a kept-alive
+    connection waits ~40 ms for the client's delayed ACK.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
