@@ -24,6 +24,7 @@ from imagegate.engine.worker import RESUBMIT_WARNING, EngineConfig
 from imagegate.errors import (
     ImagegateError,
     RateLimited,
+    SubmitOutcomeUnknown,
     UnsupportedOperation,
     UpstreamError,
     ValidationError,
@@ -336,6 +337,17 @@ async def test_retries_are_bounded(scripted) -> None:
     assert done.status is TaskStatus.FAILED
     assert provider.submit_calls == 4  # RetryPolicy.attempts
     assert done.error is not None and "HTTP 502 number 3" in done.error.message
+
+
+async def test_a_submit_with_an_unknown_outcome_is_never_resent(scripted) -> None:
+    """The answer to a sent submit was lost: the vendor may have made (and billed) the task."""
+    state, provider = scripted
+    provider.submit_errors = [SubmitOutcomeUnknown("read timeout after the request was sent")]
+    task = await state.service.submit(request(), owner=KEY, request_id="r", front="sdk")
+    done = await state.service.wait(task.id, owner=KEY, timeout=5)
+    assert done.status is TaskStatus.FAILED
+    assert done.error is not None and "read timeout" in done.error.message
+    assert provider.submit_calls == 1
 
 
 async def test_parameter_error_is_final(scripted) -> None:

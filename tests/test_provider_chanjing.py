@@ -17,17 +17,14 @@ from imagegate.errors import (
     AuthError,
     DownloadError,
     RateLimited,
+    SubmitOutcomeUnknown,
     UnsupportedOperation,
     UpstreamError,
     ValidationError,
 )
 from imagegate.protocols import chanjing as wire
 from imagegate.providers.base import PollPolicy, Submission
-from imagegate.providers.chanjing import (
-    CHANJING_POLL,
-    ChanjingProvider,
-    SubmitOutcomeUnknown,
-)
+from imagegate.providers.chanjing import CHANJING_POLL, ChanjingProvider
 from imagegate.providers.http import RetryPolicy
 from imagegate.types import GenerationRequest, TaskStatus, UpstreamState
 from tests.fakes.chanjing_vendor import Answer, ChanjingVendor, Outcome, png_bytes

@@ -90,6 +90,17 @@ class UpstreamError(ImagegateError):
     code = "upstream_error"
 
 
+class SubmitOutcomeUnknown(UpstreamError):
+    """A submit was sent but its answer was lost (read timeout, dropped connection, a success
+    body that could not be read): the task may exist upstream, and be billed.
+
+    Never resent automatically, by the adapters or the gateway's engine: no vendor here takes
+    an idempotency key, so a second submit could create (and bill) a second task.
+    """
+
+    code = "submit_outcome_unknown"
+
+
 class TaskFailed(ImagegateError):
     """The task reached FAILED (or UNKNOWN) upstream."""
 

@@ -22,7 +22,6 @@ from imagegate.catalog import Catalog, load_catalog, validate
 from imagegate.config import CHANJING_DEFAULT_BASE
 from imagegate.errors import (
     AuthError,
-    ImagegateError,
     InvalidRequest,
     RateLimited,
     TaskNotFound,
@@ -37,8 +36,9 @@ from imagegate.providers.http import (
     USER_AGENT,
     RetryPolicy,
     download_to,
-    is_retryable,
+    submit_transport_error,
     transport_error,
+    unreadable_answer,
     with_retries,
 )
 from imagegate.types import GenerationRequest, ImageResult, TaskError, TaskStatus, UpstreamState
@@ -49,20 +49,6 @@ CHANJING_POLL = PollPolicy(initial=2.0, factor=2.0, every=2, maximum=10.0, timeo
 TOKEN_MARGIN = 300.0
 #: what a dry run shows instead of the real token
 REDACTED_TOKEN = "$CHANJING_ACCESS_TOKEN"
-
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
-
-class SubmitOutcomeUnknown(UpstreamError):
-    """The connection broke after the submit was sent: the task may exist upstream.
-
-    Not retried, because Chanjing bills per image and has no idempotency key; the task list
-    (``list_page``) shows whether it was created.
-    """
-
-
-def _submit_retryable(error: ImagegateError) -> bool:
-    return is_retryable(error) and not isinstance(error, SubmitOutcomeUnknown)
 
 
 class ChanjingProvider(Provider):
@@ -106,8 +92,9 @@ class ChanjingProvider(Provider):
         body, warnings = self._prepare(request, submission)
         data, trace_id = await self._call("POST", wire.SUBMIT_PATH, json=body, submit=True)
         if not isinstance(data, str) or not data:
-            raise UpstreamError(
+            raise unreadable_answer(
                 f"Chanjing accepted the submit but returned no unique_id: {data!r:.100}",
+                submit=True,
                 request_id=trace_id,
             )
         return UpstreamState(
@@ -231,8 +218,8 @@ class ChanjingProvider(Provider):
                     method, path, token=fresh, json=json, params=params, submit=submit
                 )
 
-        retryable = _submit_retryable if submit else is_retryable
-        return await with_retries(once, self.retry, retryable=retryable)
+        # a submit whose answer was lost raises SubmitOutcomeUnknown, which is never retried
+        return await with_retries(once, self.retry)
 
     async def _send(
         self,
@@ -252,17 +239,18 @@ class ChanjingProvider(Provider):
                 method, self.base_url + path, json=json, params=params, headers=headers
             )
         except httpx.HTTPError as error:
-            if submit and not isinstance(error, _NOT_SENT):
-                raise SubmitOutcomeUnknown(
-                    f"Chanjing submit: {type(error).__name__} after the request was sent; the "
-                    "task may exist upstream, so it is not sent again (see list_page)"
-                ) from error
+            if submit:  # the task list (list_page) shows whether a lost submit was created
+                raise submit_transport_error(error, "Chanjing submit") from error
             raise transport_error(error, f"Chanjing {path}") from error
-        return _read(response, path)
+        return _read(response, path, submit=submit)
 
 
-def _read(response: httpx.Response, path: str) -> tuple[Any, str | None]:
-    """The envelope's ``data`` and ``trace_id``; HTTP 429 / 5xx / odd bodies as errors."""
+def _read(response: httpx.Response, path: str, *, submit: bool) -> tuple[Any, str | None]:
+    """The envelope's ``data`` and ``trace_id``; HTTP 429 / 5xx / odd bodies as errors.
+
+    A submit answered 200 with a body that is not an envelope may have created the task:
+    ``SubmitOutcomeUnknown``, so it is not sent again.
+    """
     status = response.status_code
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("retry-after"))
@@ -277,7 +265,9 @@ def _read(response: httpx.Response, path: str) -> tuple[Any, str | None]:
     if status != 200 and not (is_envelope and body["code"] != wire.CODE_OK):
         raise UpstreamError(f"Chanjing {path} answered HTTP {status}", http_status=status)
     if not is_envelope:
-        raise UpstreamError(f"Chanjing {path} answered a body that is not a JSON envelope")
+        raise unreadable_answer(
+            f"Chanjing {path} answered a body that is not a JSON envelope", submit=submit
+        )
     data = wire.decode_envelope(body)
     trace_id = body.get("trace_id")
     return data, str(trace_id) if trace_id else None

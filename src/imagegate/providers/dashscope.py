@@ -21,7 +21,7 @@ import httpx
 from imagegate.catalog import Catalog, load_catalog
 from imagegate.catalog.model import Model
 from imagegate.config import DASHSCOPE_DEFAULT_BASE
-from imagegate.errors import ImagegateError, RateLimited, UpstreamError, ValidationError
+from imagegate.errors import ValidationError
 from imagegate.protocols import dashscope as wire
 from imagegate.protocols.dashscope_errors import decode_error
 from imagegate.providers.base import HttpCall, PollPolicy, Provider, Submission
@@ -30,7 +30,10 @@ from imagegate.providers.http import (
     USER_AGENT,
     RetryPolicy,
     download_to,
+    reading_submit_answer,
+    submit_transport_error,
     transport_error,
+    unreadable_answer,
     with_retries,
 )
 from imagegate.types import GenerationRequest, ImageResult, TaskStatus, UpstreamState
@@ -38,12 +41,6 @@ from imagegate.types import GenerationRequest, ImageResult, TaskStatus, Upstream
 #: the official SDK's cadence: 1 s, doubled every 3 polls, at most 5 s
 DASHSCOPE_POLL = PollPolicy(initial=1.0, factor=2.0, every=3, maximum=5.0)
 REDACTED_KEY = "Bearer $DASHSCOPE_API_KEY"
-#: transport failures after which the request certainly did not reach the vendor
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
-
-class _NotSent(UpstreamError):
-    """A transport failure before the request left: safe to resend a submit."""
 
 
 class DashScopeProvider(Provider):
@@ -129,10 +126,12 @@ class DashScopeProvider(Provider):
         headers = self._headers(is_async=is_async, body=True)
 
         async def once() -> Any:
-            return await self._call("POST", path, headers, json=body, what="submit")
+            return await self._call("POST", path, headers, json=body, what="submit", submit=True)
 
-        data = await with_retries(once, self.retry, retryable=_submit_retryable)
-        return wire.decode_submit(data) if is_async else wire.decode_sync(data)
+        # a submit whose answer was lost raises SubmitOutcomeUnknown, which is never retried
+        data = await with_retries(once, self.retry)
+        with reading_submit_answer(f"DashScope submit (POST {path})"):
+            return wire.decode_submit(data) if is_async else wire.decode_sync(data)
 
     async def get(self, task_id: str) -> UpstreamState:
         async def once() -> Any:
@@ -169,41 +168,34 @@ class DashScopeProvider(Provider):
         *,
         json: dict[str, Any] | None = None,
         what: str,
+        submit: bool = False,
     ) -> Any:
-        """One request; a non-2xx answer or an unreadable body becomes a typed error."""
+        """One request; a non-2xx answer or an unreadable body becomes a typed error.
+
+        For a submit, a failure after the request was sent (a lost answer, a success body
+        that cannot be read) is ``SubmitOutcomeUnknown``: the task may exist upstream.
+        """
         url = self.base_url + path
         try:
             response = await self._http.request(method, url, headers=headers, json=json)
-        except _NOT_SENT as error:
-            raise _NotSent(str(transport_error(error, f"DashScope {what}"))) from error
         except httpx.HTTPError as error:
-            raise transport_error(error, f"DashScope {what} ({method} {path})") from error
+            wrap = submit_transport_error if submit else transport_error
+            raise wrap(error, f"DashScope {what} ({method} {path})") from error
         if response.status_code >= 300:
             raise decode_error(response.status_code, response.content, response.headers)
         try:
             data = response.json()
         except ValueError:
-            raise UpstreamError(
+            raise unreadable_answer(
                 f"DashScope {what} answered HTTP {response.status_code} with a body that is "
                 f"not JSON: {response.text[:120]!r}",
+                submit=submit,
                 http_status=response.status_code,
                 request_id=response.headers.get("x-request-id"),
             ) from None
         if isinstance(data, dict) and data.get("code") and not isinstance(data.get("output"), dict):
             raise decode_error(response.status_code, data, response.headers)
         return data
-
-
-def _submit_retryable(error: ImagegateError) -> bool:
-    """Resend a submit only when the vendor did not act on it (see the module doc).
-
-    A rate limit, a 5xx answer or a connection that never opened; never a lost answer or a
-    200 we could not read.
-    """
-    if isinstance(error, RateLimited | _NotSent):
-        return True
-    status = error.http_status
-    return isinstance(error, UpstreamError) and status is not None and status >= 500
 
 
 def _with_id(state: UpstreamState, task_id: str) -> UpstreamState:

@@ -6,15 +6,22 @@ import base64
 import os
 import random
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import httpx
 
-from imagegate.errors import DownloadError, ImagegateError, RateLimited, UpstreamError
+from imagegate.errors import (
+    DownloadError,
+    ImagegateError,
+    RateLimited,
+    SubmitOutcomeUnknown,
+    UpstreamError,
+)
 from imagegate.types import ImageResult
 
 T = TypeVar("T")
@@ -44,11 +51,18 @@ class RetryPolicy:
         return jittered
 
 
+#: transport failures that happen before a request leaves this machine: safe to send again
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
 def is_retryable(error: ImagegateError) -> bool:
-    """Rate limits, 5xx and transport failures; never a 4xx parameter error."""
+    """Rate limits, 5xx and transport failures; never a 4xx parameter error, never a submit
+    whose outcome is unknown (``SubmitOutcomeUnknown``)."""
     if isinstance(error, RateLimited):
         return True
-    return isinstance(error, UpstreamError) and not isinstance(error, DownloadError)
+    return isinstance(error, UpstreamError) and not isinstance(
+        error, DownloadError | SubmitOutcomeUnknown
+    )
 
 
 async def with_retries(
@@ -73,6 +87,46 @@ async def with_retries(
 def transport_error(error: httpx.HTTPError, what: str) -> UpstreamError:
     """A transport failure (connect, read, timeout) as a retryable ``UpstreamError``."""
     return UpstreamError(f"{what}: {type(error).__name__}: {error}".rstrip(": "))
+
+
+#: how a ``SubmitOutcomeUnknown`` message ends
+NOT_SENT_AGAIN = "the task may exist upstream (and be billed), so it is not sent again"
+
+
+def unreadable_answer(message: str, *, submit: bool, **details: Any) -> UpstreamError:
+    """An answer that cannot be read: for a submit, ``SubmitOutcomeUnknown`` (never resent)."""
+    if submit:
+        return SubmitOutcomeUnknown(f"{message}; {NOT_SENT_AGAIN}", **details)
+    return UpstreamError(message, **details)
+
+
+@contextmanager
+def reading_submit_answer(what: str) -> Iterator[None]:
+    """Around decoding a submit's success answer: a failure there means the vendor acted on
+    the submit and we cannot tell what it made, so it becomes ``SubmitOutcomeUnknown``."""
+    try:
+        yield
+    except SubmitOutcomeUnknown:
+        raise
+    except UpstreamError as error:
+        raise SubmitOutcomeUnknown(
+            f"{what}: the answer could not be read ({error.message}); {NOT_SENT_AGAIN}",
+            request_id=error.request_id,
+            http_status=error.http_status,
+        ) from error
+
+
+def submit_transport_error(error: httpx.HTTPError, what: str) -> UpstreamError:
+    """A transport failure during a submit: retryable only if the request never left.
+
+    After the request was sent the vendor may have created the task, so the answer is
+    ``SubmitOutcomeUnknown``, which nothing resends.
+    """
+    if isinstance(error, NOT_SENT):
+        return transport_error(error, what)
+    return SubmitOutcomeUnknown(
+        f"{what}: {type(error).__name__} after the request was sent; {NOT_SENT_AGAIN}"
+    )
 
 
 async def download_to(

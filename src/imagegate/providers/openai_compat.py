@@ -23,7 +23,8 @@ from imagegate.providers.http import (
     USER_AGENT,
     RetryPolicy,
     download_to,
-    transport_error,
+    reading_submit_answer,
+    submit_transport_error,
     with_retries,
 )
 from imagegate.types import (
@@ -54,8 +55,10 @@ class OpenAICompatProvider(Provider):
     ``submission.options["response_format"]`` (``url`` or ``b64_json``) is forwarded only when
     given (seed 003's deployment rejects it as a string). ``submission.upstream_model`` is the
     model name sent upstream. Retries 429 (honouring ``Retry-After``), 5xx and transport
-    errors with backoff and jitter; a 4xx is final. The key is sent per request, never as a
-    client default, so result downloads from storage hosts never carry it.
+    errors before the request left, with backoff and jitter; a 4xx is final, and a lost or
+    unreadable answer is ``SubmitOutcomeUnknown`` (the images may have been made and billed).
+    The key is sent per request, never as a client default, so result downloads from storage
+    hosts never carry it.
     """
 
     name = "openai"
@@ -136,8 +139,8 @@ class OpenAICompatProvider(Provider):
                     headers={"Authorization": f"Bearer {self._api_key}"},
                     timeout=httpx.Timeout(self._timeout, connect=10.0),
                 )
-            except httpx.HTTPError as error:
-                raise transport_error(error, f"POST {self.url}") from error
+            except httpx.HTTPError as error:  # a lost answer is SubmitOutcomeUnknown: not resent
+                raise submit_transport_error(error, f"POST {self.url}") from error
             if response.status_code != 200:
                 raise protocol.decode_error(response.status_code, _body(response), response.headers)
             return response
@@ -147,13 +150,16 @@ class OpenAICompatProvider(Provider):
         # for) upstream; sending it again would pay twice.
         request_id = response.headers.get("x-request-id")
         payload = _body(response)
-        if not isinstance(payload, dict):
-            raise UpstreamError(
-                f"POST {self.url} answered 200 with a body that is not a JSON object",
-                request_id=request_id,
-                http_status=200,
+        with reading_submit_answer(f"POST {self.url}"):
+            if not isinstance(payload, dict):
+                raise UpstreamError(
+                    f"POST {self.url} answered 200 with a body that is not a JSON object",
+                    request_id=request_id,
+                    http_status=200,
+                )
+            state = protocol.decode_response(
+                payload, request_id=request_id, expected_n=request.n or 1
             )
-        state = protocol.decode_response(payload, request_id=request_id, expected_n=request.n or 1)
         if state.task_id in self._results:  # an upstream reusing request ids
             state = replace(state, task_id=f"{state.task_id}-{len(self._results)}")
         if warnings:
