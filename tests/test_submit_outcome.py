@@ -3,12 +3,13 @@
 A raw asyncio server on 127.0.0.1 reads each request whole and then either closes the
 connection without answering or answers 200 with a body that is not JSON. The adapters must
 raise ``SubmitOutcomeUnknown`` after exactly one request; a connection that never opened is
-still retried. (Chanjing's adapter has the same test in test_provider_chanjing.py.)
+still retried. Chanjing's token route is answered properly, so its submit is what breaks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ import pytest
 
 from imagegate.catalog import build_request
 from imagegate.errors import SubmitOutcomeUnknown, UpstreamError
+from imagegate.providers.chanjing import ChanjingProvider
 from imagegate.providers.dashscope import DashScopeProvider
 from imagegate.providers.http import RetryPolicy, is_retryable, submit_transport_error
 from imagegate.providers.openai_compat import OpenAICompatProvider
@@ -43,22 +45,30 @@ async def swallower(request: pytest.FixtureRequest) -> AsyncIterator[Swallower]:
         head = await reader.readuntil(b"\r\n\r\n")
         length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
         await reader.readexactly(length)
-        state.requests += 1
-        if state.mode == "garbage":
-            body = b"<html>upstream proxy hiccup</html>"
-            writer.write(
-                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-                + str(len(body)).encode()
-                + b"\r\n\r\n"
-                + body
-            )
-            await writer.drain()
+        if head.startswith(b"POST /open/v1/access_token"):
+            token = {"access_token": "tok", "expire_in": 4102444800}
+            _answer(writer, {"trace_id": "t", "code": 0, "msg": "success", "data": token})
+        else:
+            state.requests += 1
+            if state.mode == "garbage":
+                _answer(writer, b"<html>upstream proxy hiccup</html>")
+        await writer.drain()
         writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     state.base_url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     async with server:
         yield state
+
+
+def _answer(writer: asyncio.StreamWriter, body: bytes | dict[str, object]) -> None:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    head = f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {len(data)}"
+    writer.write(head.encode() + b"\r\n\r\n" + data)
+
+
+def _chanjing(base_url: str) -> ChanjingProvider:
+    return ChanjingProvider("app", "secret", base_url, retry=FAST)
 
 
 def _dashscope(base_url: str) -> DashScopeProvider:
@@ -70,6 +80,7 @@ def _openai(base_url: str) -> OpenAICompatProvider:
 
 
 ADAPTERS: dict[str, tuple[Callable[[str], object], GenerationRequest]] = {
+    "chanjing": (_chanjing, build_request("wan2.2-t2i", "a lake", n=1, aspect_ratio="1:1")),
     "dashscope": (_dashscope, build_request("wan2.6-t2i", "a lake", n=1)),
     "openai": (_openai, build_request("wan2.7-image-pro", "a lake", n=1)),
 }
