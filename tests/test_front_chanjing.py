@@ -14,7 +14,6 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,7 +24,9 @@ from imagegate.errors import ContentRejected
 from imagegate.server.fronts import chanjing as front
 from tests.fakes.openai_vendor import BLOCKED_WORD, FakeOpenAIVendor
 from tests.fakes.server import serve
-from tests.gateway_fixtures import Gateway, KeyPair, start_gateway, stop_gateway
+from tests.gateway_fixtures import Gateway, KeyPair, gateway_factory, start_gateway, stop_gateway
+
+__all__ = ["gateway_factory"]  # a fixture, imported for pytest
 
 TOKEN = "/open/v1/access_token"
 SUBMIT = "/open/v1/ai_creation/task/submit"
@@ -78,20 +79,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     running = start_gateway(tmp_path_factory.mktemp("chanjing-front"))
     yield running
     stop_gateway(running)
-
-
-@pytest.fixture
-def fresh_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
-    """``fresh_gateway(**settings)``: a gateway of its own (other settings, other upstreams)."""
-    started: list[Gateway] = []
-
-    def make(**settings: Any) -> Gateway:
-        started.append(start_gateway(tmp_path / f"gateway-{len(started)}", **settings))
-        return started[-1]
-
-    yield make
-    for running in started:
-        stop_gateway(running)
 
 
 def _token(gateway: Gateway, pair: KeyPair) -> str:
@@ -352,7 +339,7 @@ def test_unknown_routes_answer_in_the_envelope(gateway: Gateway, token: str) -> 
 
 
 def test_content_rejected_upstream(
-    fresh_gateway: Callable[..., Gateway], monkeypatch: pytest.MonkeyPatch
+    gateway_factory: Callable[..., Gateway], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Submission is asynchronous: the refusal arrives on the task (``Error`` + ``err_msg``).
 
@@ -362,7 +349,7 @@ def test_content_rejected_upstream(
     with serve(vendor.app) as upstream:
         monkeypatch.setenv("IMAGEGATE_OPENAI_BASE_URL", upstream.base_url)
         monkeypatch.setenv("IMAGEGATE_OPENAI_API_KEY", "sk-upstream")
-        gateway = fresh_gateway()
+        gateway = gateway_factory()
         token = _token(gateway, gateway.new_key())
         body = {
             "ref_prompt": f"a {BLOCKED_WORD} poster",
@@ -382,8 +369,8 @@ def test_content_rejected_upstream(
     assert json.loads(bytes(shaped.body))["code"] == 40000
 
 
-def test_an_upstream_failure_shows_on_the_task(fresh_gateway: Callable[..., Gateway]) -> None:
-    gateway = fresh_gateway(sandbox={"latency": 0.0, "failure_rate": 1.0})
+def test_an_upstream_failure_shows_on_the_task(gateway_factory: Callable[..., Gateway]) -> None:
+    gateway = gateway_factory(sandbox={"latency": 0.0, "failure_rate": 1.0})
     token = _token(gateway, gateway.new_key())
     body = {
         "ref_prompt": "x",
@@ -396,9 +383,9 @@ def test_an_upstream_failure_shows_on_the_task(fresh_gateway: Callable[..., Gate
     assert "injected failure" in item["err_msg"]
 
 
-def test_an_internal_failure_is_code_50000(fresh_gateway: Callable[..., Gateway]) -> None:
+def test_an_internal_failure_is_code_50000(gateway_factory: Callable[..., Gateway]) -> None:
     """A real fault inside the gateway (its task table gone) answers 50000, not a 500 page."""
-    gateway = fresh_gateway()
+    gateway = gateway_factory()
     token = _token(gateway, gateway.new_key())
     body = {
         "ref_prompt": "x",

@@ -13,7 +13,6 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +22,9 @@ from PIL import Image
 from imagegate.catalog import load_catalog
 from tests.fakes.openai_vendor import BLOCKED_WORD, FakeOpenAIVendor
 from tests.fakes.server import serve
-from tests.gateway_fixtures import Gateway, start_gateway, stop_gateway
+from tests.gateway_fixtures import Gateway, gateway_factory, start_gateway, stop_gateway
+
+__all__ = ["gateway_factory"]  # a fixture, imported for pytest
 
 #: seed 003's request examples, exactly as the page's JSON strings hold them
 SEED_003 = {
@@ -58,20 +59,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     running = start_gateway(tmp_path_factory.mktemp("openai-front"))
     yield running
     stop_gateway(running)
-
-
-@pytest.fixture
-def fresh_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
-    """``fresh_gateway(**settings)``: a gateway of its own (other settings, other upstreams)."""
-    started: list[Gateway] = []
-
-    def make(**settings: Any) -> Gateway:
-        started.append(start_gateway(tmp_path / f"gateway-{len(started)}", **settings))
-        return started[-1]
-
-    yield make
-    for running in started:
-        stop_gateway(running)
 
 
 @pytest.fixture(scope="module")
@@ -261,14 +248,14 @@ def test_unknown_routes_and_tasks_are_openai_404s(gateway: Gateway, key: str) ->
 
 
 def test_content_rejected_upstream_is_400_content_policy_violation(
-    fresh_gateway: Callable[..., Gateway], monkeypatch: pytest.MonkeyPatch
+    gateway_factory: Callable[..., Gateway], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     vendor = FakeOpenAIVendor(api_key="sk-upstream")
     with serve(vendor.app) as upstream:
         # wan2.7-image-pro now goes to the (fake, wire-level) vendor, which refuses the word
         monkeypatch.setenv("IMAGEGATE_OPENAI_BASE_URL", upstream.base_url)
         monkeypatch.setenv("IMAGEGATE_OPENAI_API_KEY", "sk-upstream")
-        gateway = fresh_gateway()
+        gateway = gateway_factory()
         secret = gateway.new_key().secret
         body = {"model": "wan2.7-image-pro", "prompt": f"a {BLOCKED_WORD} picture"}
         response = _post(gateway, secret, body)
@@ -279,16 +266,16 @@ def test_content_rejected_upstream_is_400_content_policy_violation(
     assert [r.path for r in vendor.requests].count(GENERATIONS) == 2
 
 
-def test_an_upstream_failure_is_500_server_error(fresh_gateway: Callable[..., Gateway]) -> None:
-    gateway = fresh_gateway(sandbox={"latency": 0.0, "failure_rate": 1.0})
+def test_an_upstream_failure_is_500_server_error(gateway_factory: Callable[..., Gateway]) -> None:
+    gateway = gateway_factory(sandbox={"latency": 0.0, "failure_rate": 1.0})
     secret = gateway.new_key().secret
     response = _post(gateway, secret, {"model": "wan2.7-image-pro", "prompt": "x"})
     error = _assert_error(response, 500, "server_error", "upstream_error")
     assert "injected failure" in error["message"]
 
 
-def test_a_sync_wait_that_runs_out_keeps_the_task(fresh_gateway: Callable[..., Gateway]) -> None:
-    gateway = fresh_gateway(sandbox={"latency": 1.0}, sync_timeout=0.2)
+def test_a_sync_wait_that_runs_out_keeps_the_task(gateway_factory: Callable[..., Gateway]) -> None:
+    gateway = gateway_factory(sandbox={"latency": 1.0}, sync_timeout=0.2)
     secret = gateway.new_key().secret
     response = _post(gateway, secret, {"model": "wan2.7-image-pro", "prompt": "x", "size": "1K"})
     error = _assert_error(response, 504, "server_error", "timeout")
